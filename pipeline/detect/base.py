@@ -1,0 +1,42 @@
+"""Interface shared by every face detector in the ensemble."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from pipeline.registry import Registry
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixel coordinates of the upright image, ``x2``/``y2`` exclusive."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    detector: str
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+
+class Detector(Protocol):
+    """Find faces in one RGB uint8 image of shape (H, W, 3)."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Box]: ...
+
+
+# A factory takes the member's validated params section and returns a Detector.
+DETECTORS: Registry[Callable[[Any], Detector]] = Registry("detector")
