@@ -40,3 +40,9 @@ class Detector(Protocol):
 
 # A factory takes the member's validated params section and returns a Detector.
 DETECTORS: Registry[Callable[[Any], Detector]] = Registry("detector")
+
+
+# Params dataclass of a member whose detect.<name> section DetectParams keeps as a plain
+# mapping (maskrcnn, and members added later). The ensemble parses the mapping with it
+# before calling the factory; a member without an entry gets the mapping as it is.
+DETECTOR_PARAMS: Registry[type] = Registry("detector params class")
