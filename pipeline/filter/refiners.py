@@ -1,0 +1,31 @@
+"""Hooks that move a face box before cropping, registered by name.
+
+A hook factory takes the validated ``FilterParams`` and returns a function
+``refine(image, box) -> box`` on ``(x1, y1, x2, y2)`` pixel boxes of the upright RGB
+image. A segmentation model, for example, can re-centre the box on the face mask; it
+registers itself with ``@BOX_REFINERS.register("name")`` and is chosen with
+``filter.box_refiner``. The module that registers it must be imported before the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.registry import Registry
+
+Box = Sequence[float]
+BoxRefiner = Callable[[np.ndarray, Box], Box]
+
+BOX_REFINERS: Registry[Callable[[Any], BoxRefiner]] = Registry("box refiner")
+
+
+@BOX_REFINERS.register("none")
+def make_identity_refiner(params: Any) -> BoxRefiner:
+    """Return a refiner that keeps every box as the detector drew it."""
+
+    def refine(image: np.ndarray, box: Box) -> Box:
+        return box
+
+    return refine

@@ -1,0 +1,46 @@
+"""Filter stage: crop the detected faces, drop bad and duplicate crops, pack the rest.
+
+    python stages/filter.py --raw data/raw --detections data/detections.csv \
+        --out data/faces.npy --index data/faces.csv --preview data/filter_preview.png \
+        --metrics metrics/filter.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.config import load_section
+from pipeline.files import setup_logging
+from pipeline.filter import FilterParams, NoCropsKeptError, filter_faces
+
+log = logging.getLogger("stages.filter")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", required=True, help="scrape output folder holding manifest.csv")
+    parser.add_argument("--detections", required=True, help="detections CSV from the detect stage")
+    parser.add_argument("--out", required=True, help="output .npy of N x S x S x 3 uint8 crops")
+    parser.add_argument("--index", required=True, help="output CSV, one row per kept crop")
+    parser.add_argument("--preview", required=True, help="output PNG grid of kept crops")
+    parser.add_argument("--metrics", required=True, help="output JSON of counts and config")
+    parser.add_argument("--params", default="params.yaml", help="parameters file")
+    parser.add_argument("--verbose", action="store_true", help="log every skipped crop")
+    args = parser.parse_args(argv)
+
+    setup_logging(args.verbose)
+    params = load_section(FilterParams, "filter", args.params)
+    try:
+        filter_faces(
+            args.raw, args.detections, params, args.out, args.index, args.preview, args.metrics
+        )
+    except NoCropsKeptError as error:
+        log.error("%s (counts in %s)", error, args.metrics)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
