@@ -85,6 +85,9 @@ def _open_verified(data: bytes, name: str, max_pixels: int) -> Image.Image:
             raise ImageError("not_an_image", f"{name}: not a recognised image format") from error
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageError("too_many_pixels", f"{name}: {error}") from error
+        except OSError as error:
+            # A header cut short fails inside Image.open ("Truncated File Read").
+            raise ImageError("corrupt", f"{name}: image header is unreadable ({error})") from error
 
         width, height = probe.size
         if width * height > max_pixels:
