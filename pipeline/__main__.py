@@ -12,6 +12,9 @@ import sys
 # Command name -> (module, one-line help). Add a line here to add a command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.validate_params", "check params.yaml against every stage's schema"),
+    "labels": ("pipeline.labels.cli", "convert face labels: COCO JSON, VOC, YOLO, OpenCV list, CSV"),
+    "design": ("pipeline.experiments.design_cli", "plan and queue DVC experiments over params keys"),
+    "effects": ("pipeline.experiments.effects_cli", "factor effects on a metric, beyond seed noise"),
 }
 
 

@@ -38,3 +38,25 @@ def faces_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def cascade_path(shared_dir: Path) -> Path:
     return shared_dir / "models" / "lbpcascade_animeface.xml"
+
+
+@pytest.fixture(autouse=True)
+def loopback_only_network(monkeypatch):
+    """Fail any in-process connection to a host other than loopback."""
+    import ipaddress
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise ConnectionRefusedError(f"tests may only connect to loopback, not {host}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
