@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import load_section  # noqa: E402
+from pipeline.config import ConfigError, load_section  # noqa: E402
 from pipeline.detect.cascade import resolve_cascade_file  # noqa: E402
 from pipeline.detect.params import DetectParams  # noqa: E402
 from pipeline.evaluate.grids import save_png  # noqa: E402
@@ -37,15 +37,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # The Inception network and resize method belong to reference_stats, so both stages
     # embed images the same way.
-    params = load_section(EvaluateParams, "evaluate", args.params)
-    reference_params = load_section(ReferenceStatsParams, "reference_stats", args.params)
-    # The face detector falls back on the detect stage's cascade file, which that stage
-    # has already downloaded and checked when detect.cascade_path is empty.
-    detect_params = load_section(DetectParams, "detect", args.params)
-    if not params.face_cascade_path:
-        params.face_cascade_path = str(resolve_cascade_file(detect_params.cascade_path))
+    try:
+        params = load_section(EvaluateParams, "evaluate", args.params)
+        reference_params = load_section(ReferenceStatsParams, "reference_stats", args.params)
+        # The face detector falls back on the detect stage's cascade file, which that stage
+        # has already downloaded and checked when detect.cascade_path is empty.
+        detect_params = load_section(DetectParams, "detect", args.params)
+        if not params.face_cascade_path:
+            params.face_cascade_path = str(resolve_cascade_file(detect_params.cascade_path))
+        generator = load_generator(args.generator, map_location=resolve_device(params.device))
+    except (ConfigError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
 
-    generator = load_generator(args.generator, map_location=resolve_device(params.device))
     result = run_evaluate(
         generator, args.faces, args.reference, params, reference_params, detect_params
     )

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.config import load_section
+from pipeline.config import ConfigError, load_section
 from pipeline.files import setup_logging
 from pipeline.filter import FilterParams, NoCropsKeptError, filter_faces
 
@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     setup_logging(args.verbose)
-    params = load_section(FilterParams, "filter", args.params)
+    try:
+        params = load_section(FilterParams, "filter", args.params)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
     try:
         filter_faces(
             args.raw, args.detections, params, args.out, args.index, args.preview, args.metrics

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import load_section  # noqa: E402
+from pipeline.config import ConfigError, load_section  # noqa: E402
 from pipeline.evaluate.params import ReferenceStatsParams  # noqa: E402
 from pipeline.evaluate.reference import run_reference_stats, save_reference  # noqa: E402
 from pipeline.files import setup_logging, write_json  # noqa: E402
@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
 
-    params = load_section(ReferenceStatsParams, "reference_stats", args.params)
-    reference, metrics = run_reference_stats(args.faces, params)
+    try:
+        params = load_section(ReferenceStatsParams, "reference_stats", args.params)
+        reference, metrics = run_reference_stats(args.faces, params)
+    except (ConfigError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
     save_reference(args.out, reference)
     write_json(args.metrics, metrics)
     logger.info(

@@ -146,23 +146,40 @@ def wait_for_queue(
     timeout_s: float = 3600.0,
     poll_s: float = 2.0,
     no_worker_grace_s: float = 30.0,
+    missing_grace_s: float = 30.0,
 ) -> dict[str, str]:
     """Poll ``dvc queue status`` until none of ``names`` is queued or running.
 
-    Returns the last status of each name. Raises TimeoutError naming the unfinished runs,
+    Returns the last status of each name; a name absent from the table for
+    ``missing_grace_s`` is returned as "Missing". Raises TimeoutError naming the unfinished runs,
     and DvcError when runs stay queued with no worker for ``no_worker_grace_s`` (a worker
     that failed to start, or a queue never started).
     """
     names = list(names)
     start = time.monotonic()
     no_worker_since: float | None = None
+    missing_since: dict[str, float] = {}
     while True:
         status = queue_status(cwd)
         latest = {name: _latest_status(status.tasks.get(name, [])) for name in names}
-        pending = sorted(name for name, state in latest.items() if state in PENDING_STATUSES)
+        now = time.monotonic()
+        # A task can drop out of the table for a poll while it moves from queued to
+        # running, so a name counts as lost only after missing_grace_s without a row.
+        for name, state in latest.items():
+            if state == "Missing":
+                missing_since.setdefault(name, now)
+            else:
+                missing_since.pop(name, None)
+        lost = sorted(
+            name for name, since in missing_since.items() if now - since >= missing_grace_s
+        )
+        pending = sorted(
+            name
+            for name, state in latest.items()
+            if state in PENDING_STATUSES or (state == "Missing" and name not in lost)
+        )
         if not pending:
             return latest
-        now = time.monotonic()
         if status.active_workers + status.idle_workers > 0:
             no_worker_since = None
         elif no_worker_since is None:
