@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = [
     "pipeline", "stages", "detector", "params.yaml", "dvc.yaml", ".gitignore", ".dvcignore"
 ]
-# Stages of the root dvc.yaml; detector/dvc.yaml holds the Mask R-CNN branch.
+# Stages of the root dvc.yaml. The Mask R-CNN branch is in detector/dvc.yaml.
 GAN_STAGES = ["scrape", "detect", "filter", "train", "reference_stats", "evaluate"]
 
 
