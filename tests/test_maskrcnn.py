@@ -181,6 +181,24 @@ def test_refine_crop_follows_mask(tiny_run, roots) -> None:
         assert crop.side_px == max(best.box.width, best.box.height)
 
 
+def test_filter_mask_refiner_from_params(tiny_run, roots) -> None:
+    from pipeline.filter.params import FilterParams
+    from pipeline.filter.refiners import BOX_REFINERS
+
+    _, checkpoint = tiny_run
+    make_refiner = BOX_REFINERS.get("maskrcnn")
+    with pytest.raises(ConfigError, match="filter.mask_checkpoint_path is empty"):
+        make_refiner(FilterParams(box_refiner="maskrcnn"))
+
+    refine = make_refiner(
+        FilterParams(box_refiner="maskrcnn", mask_checkpoint_path=str(checkpoint))
+    )
+    image = load_rgb(roots["raw"] / NO_FACE_IMAGE)
+    x1, y1, x2, y2 = refine(image, (10, 20, 50, 80))
+    assert x2 - x1 == pytest.approx(y2 - y1)
+    assert x2 - x1 >= 60.0
+
+
 def test_default_architecture_runs_forward() -> None:
     model = build_model("resnet50_fpn_v2", pretrained=False, trainable_backbone_layers=3,
                         min_size_px=64, max_size_px=64, test_proposals_per_image=20)

@@ -31,6 +31,9 @@ class FilterParams:
         help="name in pipeline.filter.BOX_REFINERS of a hook that moves each face box "
         "before cropping, for example to re-centre it on a segmentation mask",
     )
+    mask_checkpoint_path: str = param(
+        "", help="finetune_detector checkpoint that box_refiner 'maskrcnn' segments faces with"
+    )
 
     # Crop geometry. Margins are fractions of the face box's height (top, bottom) or
     # width (each side). The defaults extend the box 10% upward, because the LBP

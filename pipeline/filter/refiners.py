@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.config import ConfigError
 from pipeline.registry import Registry
 
 Box = Sequence[float]
@@ -29,3 +30,22 @@ def make_identity_refiner(params: Any) -> BoxRefiner:
         return box
 
     return refine
+
+
+@BOX_REFINERS.register("maskrcnn")
+def make_mask_refiner(params: Any) -> BoxRefiner:
+    """Return a refiner that squares each box on the fine-tuned Mask R-CNN's face mask."""
+    if not params.mask_checkpoint_path:
+        raise ConfigError(
+            "filter.box_refiner is 'maskrcnn' but filter.mask_checkpoint_path is empty; set it "
+            "to the finetune_detector checkpoint, e.g. data/detector/maskrcnn.pt"
+        )
+    # Imported here so that the default refiner needs no torchvision model code.
+    from pipeline.detect.maskrcnn import (
+        MaskRCNNDetector,
+        MaskRCNNMemberParams,
+        make_mask_box_refiner,
+    )
+
+    member_params = MaskRCNNMemberParams(checkpoint_path=params.mask_checkpoint_path)
+    return make_mask_box_refiner(MaskRCNNDetector.from_params(member_params))
