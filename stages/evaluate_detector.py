@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics, curves = evaluate_runs(kept, runs, params.iou_threshold, params.loose_iou_threshold)
     metrics.update(skipped=skips.as_dict(), config=to_dict(params), checkpoint=args.checkpoint)
     write_json(args.out, metrics)
+    if not any(curves.values()):
+        logger.warning("no completely labelled test images, so no precision-recall curve")
     with Live(args.live, dvcyaml=False, save_dvc_exp=False) as live:
+        # dvc.yaml declares the curve folder as an output, so it must exist even without a
+        # curve. Live() empties its folder on start, so this comes after it.
+        (Path(args.live) / "plots" / "custom").mkdir(parents=True, exist_ok=True)
         for name, points in curves.items():
             if points:
                 live.log_plot(

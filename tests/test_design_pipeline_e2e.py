@@ -11,7 +11,7 @@ import pytest
 from dvc_project import dvc, make_project, run, smoke_overrides
 from pipeline.experiments import design_cli, dvc as dvc_commands, effects_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 QUEUE_TIMEOUT_S = 900
 FACTORS = {"train.lr_discriminator": (0.0002, 0.0001), "train.loss": ("bce", "hinge")}
