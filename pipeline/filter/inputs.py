@@ -10,11 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.config import ConfigError
 from pipeline.filter.params import FilterParams
 from pipeline.skips import SkipCounter
 
 MANIFEST_COLUMNS = ["id", "path"]
 DETECTION_COLUMNS = ["image_id", "x1", "y1", "x2", "y2", "score", "detector", "agreement"]
+
+
+class InputTableError(ValueError):
+    """The manifest or detections CSV lacks a column the filter stage reads."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,9 @@ def read_manifest(raw_dir: str | Path) -> pd.DataFrame:
     manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [column for column in MANIFEST_COLUMNS if column not in manifest.columns]
     if missing:
-        raise ValueError(
-            f"{path} lacks the columns {missing}; found {list(manifest.columns)}"
+        raise InputTableError(
+            f"{path} lacks the columns {missing}; found {list(manifest.columns)}. "
+            "Rerun the scrape stage"
         )
     return manifest[MANIFEST_COLUMNS]
 
@@ -75,13 +81,17 @@ def read_detections(
     table = pd.read_csv(path, dtype={"image_id": str, "detector": str}, keep_default_na=False)
     missing = [column for column in DETECTION_COLUMNS if column not in table.columns]
     if missing:
-        raise ValueError(f"{path} lacks the columns {missing}; found {list(table.columns)}")
+        raise InputTableError(
+            f"{path} lacks the columns {missing}; found {list(table.columns)}. "
+            "Rerun the detect stage"
+        )
 
     chosen = table[table["detector"] == params.detector]
     if len(table) and not len(chosen):
-        raise ValueError(
-            f"{path} has no rows with detector {params.detector!r}; detectors present: "
-            f"{sorted(table['detector'].unique())}. Set filter.detector to one of them"
+        raise ConfigError(
+            f"filter.detector = {params.detector!r}, but {path} has no rows with detector "
+            f"{params.detector!r}; detectors present: {sorted(table['detector'].unique())}. "
+            "Set filter.detector to one of them"
         )
 
     boxes: dict[str, list[FaceBox]] = defaultdict(list)
