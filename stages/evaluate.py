@@ -15,6 +15,7 @@ from pipeline.detect.params import DetectParams  # noqa: E402
 from pipeline.evaluate.grids import save_png  # noqa: E402
 from pipeline.evaluate.inception import file_sha256, resolve_device  # noqa: E402
 from pipeline.evaluate.params import EvaluateParams, ReferenceStatsParams  # noqa: E402
+from pipeline.evaluate.reference import EvaluateInputError  # noqa: E402
 from pipeline.evaluate.run import run_evaluate  # noqa: E402
 from pipeline.files import setup_logging, write_json  # noqa: E402
 from pipeline.train.models import load_generator  # noqa: E402
@@ -45,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         detect_params = load_section(DetectParams, "detect", args.params)
         if not params.face_cascade_path:
             params.face_cascade_path = str(resolve_cascade_file(detect_params.cascade_path))
-        generator = load_generator(args.generator, map_location=resolve_device(params.device))
-    except (ConfigError, FileNotFoundError) as error:
+        device = resolve_device(params.device, "evaluate.device")
+        generator = load_generator(args.generator, map_location=device)
+        # run_evaluate reads its inputs and builds the face detector before the slow steps.
+        result = run_evaluate(
+            generator, args.faces, args.reference, params, reference_params, detect_params
+        )
+    except (ConfigError, FileNotFoundError, EvaluateInputError) as error:
         logger.error("%s", error)
         return 2
-
-    result = run_evaluate(
-        generator, args.faces, args.reference, params, reference_params, detect_params
-    )
     result.metrics["protocol"]["generator_sha256"] = file_sha256(Path(args.generator))
 
     save_png(args.samples, result.sample_grid)

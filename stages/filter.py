@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from pipeline.config import ConfigError, load_section
-from pipeline.files import setup_logging
-from pipeline.filter import FilterParams, NoCropsKeptError, filter_faces
+# Let `python stages/filter.py` import this checkout's pipeline package without an install.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.config import ConfigError, load_section  # noqa: E402
+from pipeline.files import setup_logging  # noqa: E402
+from pipeline.filter import FilterParams, NoCropsKeptError, filter_faces  # noqa: E402
+from pipeline.filter.inputs import InputTableError  # noqa: E402
 
 log = logging.getLogger("stages.filter")
 
@@ -40,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         filter_faces(
             args.raw, args.detections, params, args.out, args.index, args.preview, args.metrics
         )
+    except (ConfigError, FileNotFoundError, InputTableError) as error:
+        log.error("%s", error)
+        return 2
     except NoCropsKeptError as error:
         log.error("%s (counts in %s)", error, args.metrics)
         return 1

@@ -11,7 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import ConfigError, load_section  # noqa: E402
 from pipeline.evaluate.params import ReferenceStatsParams  # noqa: E402
-from pipeline.evaluate.reference import run_reference_stats, save_reference  # noqa: E402
+from pipeline.evaluate.reference import (  # noqa: E402
+    EvaluateInputError,
+    run_reference_stats,
+    save_reference,
+)
 from pipeline.files import setup_logging, write_json  # noqa: E402
 
 logger = logging.getLogger("reference_stats")
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_section(ReferenceStatsParams, "reference_stats", args.params)
         reference, metrics = run_reference_stats(args.faces, params)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, EvaluateInputError) as error:
         logger.error("%s", error)
         return 2
     save_reference(args.out, reference)

@@ -10,9 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_section
-from pipeline.files import setup_logging, write_json
-from pipeline.scrape import ScrapeParams, run_scrape
+# Let `python stages/scrape.py` import this checkout's pipeline package without an install.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.config import ConfigError, load_section  # noqa: E402
+from pipeline.files import setup_logging, write_json  # noqa: E402
+from pipeline.scrape import ScrapeParams, run_scrape  # noqa: E402
 
 log = logging.getLogger("stages.scrape")
 
@@ -39,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if metrics["stopped"] in FAILED_STOPS and metrics["seen"] == 0:
         log.error("no post could be listed (%s); see the log above", metrics["stop_detail"])
+        return 1
+    if metrics["images_total"] == 0:
+        # The detect stage would fail later on an empty folder, so fail here with the cause.
+        log.error(
+            "no images in %s after the scrape: %d files seen, rejected %s; check "
+            "scrape.source and scrape.limits (counts in %s)",
+            args.out,
+            metrics["seen"],
+            metrics["rejected"] or "none",
+            args.metrics,
+        )
         return 1
     return 0
 

@@ -551,3 +551,46 @@ def test_cli_missing_params_file(tmp_path, capsys):
 def test_coerce_level_yaml11_exponent_string():
     # PyYAML returns "1e-4" written in params.yaml as a string, DVC as a float.
     assert coerce_level("0.0001", "1e-4", "train.lr_discriminator") == 0.0001
+
+
+def test_cli_rejects_levels_stages_reject(params_path, capsys):
+    code = design_cli.main([
+        "--params", str(params_path),
+        "--factor", "train.loss=bce,wasserstein",
+        "--factor", "train.batch_size=16,-3",
+        "--budget", "10",
+        "--dry-run",
+    ])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "2 level(s) would be rejected" in captured.err
+    assert "train.loss=wasserstein: train.loss = 'wasserstein' is not allowed" in captured.err
+    assert "train.batch_size=-3: train.batch_size = -3 is below the minimum 1" in captured.err
+    assert "dvc exp run" not in captured.out
+
+
+def test_cli_rejects_seed_below_minimum(params_path, capsys):
+    code = design_cli.main([
+        "--params", str(params_path),
+        "--factor", "train.loss=bce,hinge",
+        "--seeds", "0,-1",
+        "--budget", "10",
+        "--dry-run",
+    ])
+    assert code == 2
+    assert "train.seed=-1: train.seed = -1 is below the minimum" in capsys.readouterr().err
+
+
+def test_cli_rejects_filter_size_train_rejects(tmp_path, capsys):
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text((REPO_ROOT / "params.yaml").read_text(), encoding="utf-8")
+    code = design_cli.main([
+        "--params", str(params_path),
+        "--factor", "filter.image_size=64,48",
+        "--budget", "10",
+        "--dry-run",
+    ])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "filter.image_size=48: filter.image_size = 48: " in captured.err
+    assert "power of two" in captured.err

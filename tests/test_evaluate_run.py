@@ -408,3 +408,111 @@ def test_quick_fid_missing_network_names_train_param(tmp_path):
     faces = np.zeros((4, 64, 64, 3), dtype=np.uint8)
     with pytest.raises(FileNotFoundError, match=r"train\.fid_inception_path = "):
         QuickFid(faces, 4, str(tmp_path / "missing.pt"), "cpu")
+
+
+def run_reference_stats_stage(tmp_path: Path, faces: Path, params_path: Path) -> int:
+    return reference_stats_stage.main(
+        ["--faces", str(faces), "--out", str(tmp_path / "reference.npz"),
+         "--metrics", str(tmp_path / "reference_stats.json"), "--params", str(params_path)]
+    )
+
+
+def stage_error_lines(caplog, logger_name: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelname == "ERROR" and record.name == logger_name
+    ]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_reference_stats_cuda_without_gpu_exit_2(tmp_path, workspace, cascade_path, caplog):
+    params_path = write_params(tmp_path / "params.yaml", "", cascade_path)
+    params = yaml.safe_load(params_path.read_text())
+    params["reference_stats"]["device"] = "cuda"
+    params_path.write_text(yaml.safe_dump(params))
+
+    code = run_reference_stats_stage(tmp_path, workspace / "faces.npy", params_path)
+
+    assert code == 2
+    errors = stage_error_lines(caplog, "reference_stats")
+    assert len(errors) == 1
+    assert "reference_stats.device = 'cuda'" in errors[0]
+    assert not (tmp_path / "reference.npz").exists()
+
+
+def test_reference_stats_non_torchscript_exit_2(tmp_path, workspace, cascade_path, caplog):
+    not_a_network = tmp_path / "inception.csv"
+    not_a_network.write_text("a,b\n1,2\n")
+    params_path = write_params(tmp_path / "params.yaml", str(not_a_network), cascade_path)
+
+    code = run_reference_stats_stage(tmp_path, workspace / "faces.npy", params_path)
+
+    assert code == 2
+    errors = stage_error_lines(caplog, "reference_stats")
+    assert len(errors) == 1
+    assert "reference_stats.inception_path" in errors[0]
+    assert "is not a TorchScript Inception network" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("faces", "expected"),
+    [
+        (np.zeros((0, 64, 64, 3), dtype=np.uint8), "contains 0 crops; FID needs at least 2"),
+        (np.zeros((4, 64, 64, 3), dtype=np.float32), "expected uint8 N x S x S x 3"),
+    ],
+    ids=["no_crops", "float32"],
+)
+def test_reference_stats_bad_faces_exit_2(
+    tmp_path, fake_inception_path, cascade_path, caplog, faces, expected
+):
+    faces_path = tmp_path / "faces.npy"
+    np.save(faces_path, faces)
+    params_path = write_params(tmp_path / "params.yaml", fake_inception_path, cascade_path)
+
+    code = run_reference_stats_stage(tmp_path, faces_path, params_path)
+
+    assert code == 2
+    errors = stage_error_lines(caplog, "reference_stats")
+    assert len(errors) == 1
+    assert expected in errors[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_evaluate_cuda_without_gpu_exit_2(tmp_path, cascade_path, caplog):
+    params_path = write_params(tmp_path / "params.yaml", "", cascade_path, device="cuda")
+    code = evaluate_stage.main(
+        ["--generator", "g.pt", "--faces", "f.npy", "--reference", "r.npz",
+         "--out", "o.json", "--samples", "s.png", "--nearest", "n.png",
+         "--params", str(params_path)]
+    )
+    assert code == 2
+    errors = stage_error_lines(caplog, "evaluate")
+    assert len(errors) == 1
+    assert "evaluate.device = 'cuda'" in errors[0]
+
+
+def test_evaluate_missing_cascade_exit_2(
+    tmp_path, workspace, fake_reference, fake_inception_path, cascade_path, caplog
+):
+    reference_path, _ = fake_reference
+    params_path = write_params(
+        tmp_path / "params.yaml", fake_inception_path, cascade_path,
+        face_cascade_path="/nonexistent.xml",
+    )
+    generator = save_dcgan_generator(tmp_path / "generator.pt")
+    out = tmp_path / "evaluate.json"
+
+    code = evaluate_stage.main(
+        ["--generator", str(generator), "--faces", str(workspace / "faces.npy"),
+         "--reference", str(reference_path), "--out", str(out),
+         "--samples", str(tmp_path / "s.png"), "--nearest", str(tmp_path / "n.png"),
+         "--params", str(params_path)]
+    )
+
+    assert code == 2
+    errors = stage_error_lines(caplog, "evaluate")
+    assert len(errors) == 1
+    assert "cascade file '/nonexistent.xml' not found" in errors[0]
+    assert "evaluate.face_cascade_path" in errors[0]
+    assert not out.exists()

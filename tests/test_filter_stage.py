@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -247,8 +248,74 @@ def test_member_rows_chosen_by_detector(inputs, raw_dir):
 
 def test_absent_detector_rejected(inputs, raw_dir):
     add_picture(inputs, raw_dir, "frame15")
-    with pytest.raises(ValueError, match=r"no rows with detector 'maskrcnn'.*\['ensemble'\]"):
+    with pytest.raises(ConfigError, match=r"no rows with detector 'maskrcnn'.*\['ensemble'\]"):
         inputs.run(detector="maskrcnn")
+
+
+NOT_A_CHECKPOINT = "not a checkpoint of the finetune_detector stage"
+
+
+@pytest.mark.parametrize(
+    ("params_text", "expected"),
+    [
+        ("detector: yolo", r"filter\.detector = 'yolo', but .* no rows with detector 'yolo'"),
+        ("box_refiner: foo", r"filter\.box_refiner: unknown box refiner 'foo'; valid names"),
+        ("box_refiner: maskrcnn", r"filter\.mask_checkpoint_path is empty"),
+        (
+            "box_refiner: maskrcnn\n  mask_checkpoint_path: /nonexistent.pt",
+            r"filter\.mask_checkpoint_path = '/nonexistent\.pt' .*not found\. Point it",
+        ),
+        (
+            "box_refiner: maskrcnn\n  mask_checkpoint_path: {detections}",
+            rf"filter\.mask_checkpoint_path = .*detections\.csv.*{NOT_A_CHECKPOINT}",
+        ),
+    ],
+    ids=["absent_detector", "unknown_refiner", "empty_checkpoint", "missing_checkpoint",
+         "csv_checkpoint"],
+)
+def test_stage_bad_params_exit_2(inputs, raw_dir, tmp_path, caplog, params_text, expected):
+    add_picture(inputs, raw_dir, "frame15")
+    inputs.write()
+    detections = tmp_path / "detections.csv"
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text("filter:\n  " + params_text.format(detections=detections) + "\n")
+    out = tmp_path / "out"
+
+    status = load_stage_main()([
+        "--raw", str(inputs.raw), "--detections", str(detections),
+        "--out", str(out / "faces.npy"), "--index", str(out / "faces.csv"),
+        "--preview", str(out / "preview.png"), "--metrics", str(out / "filter.json"),
+        "--params", str(params_path),
+    ])
+
+    assert status == 2
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].name == "stages.filter"
+    assert re.search(expected, errors[0].getMessage())
+    assert "detect.maskrcnn" not in errors[0].getMessage()
+    assert not (out / "faces.npy").exists()
+
+
+def test_stage_detections_without_columns_exit_2(inputs, raw_dir, tmp_path, caplog):
+    add_picture(inputs, raw_dir, "frame15")
+    inputs.write()
+    detections = tmp_path / "detections.csv"
+    detections.write_text("image_id,x1\nframe15,1\n")
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text("filter: {}\n")
+    out = tmp_path / "out"
+
+    status = load_stage_main()([
+        "--raw", str(inputs.raw), "--detections", str(detections),
+        "--out", str(out / "faces.npy"), "--index", str(out / "faces.csv"),
+        "--preview", str(out / "preview.png"), "--metrics", str(out / "filter.json"),
+        "--params", str(params_path),
+    ])
+
+    assert status == 2
+    assert "lacks the columns" in caplog.text
+    assert "Rerun the detect stage" in caplog.text
 
 
 def test_unreadable_images_counted(inputs, raw_dir):

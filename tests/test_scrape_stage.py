@@ -109,6 +109,57 @@ def test_stage_script_unreachable_board_exits_1(tmp_path: Path):
     assert metrics["seen"] == 0
 
 
+def test_stage_script_no_images_exits_1(tmp_path: Path, caplog):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a picture\n")
+    params_file = write_params(
+        tmp_path / "params.yaml", scrape_params("folder", folder=str(folder))
+    )
+    stage = load_stage_module()
+    code = stage.main(
+        [
+            "--out",
+            str(tmp_path / "raw"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--params",
+            str(params_file),
+        ]
+    )
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert code == 1
+    assert metrics["images_total"] == 0
+    assert metrics["rejected_total"] == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "no images in" in errors[0]
+    for reason in metrics["rejected"]:
+        assert reason in errors[0]
+
+
+def test_stage_script_empty_formats_exits_2(raw_dir: Path, tmp_path: Path, caplog):
+    params = to_dict(scrape_params("folder", folder=str(raw_dir)))
+    params["limits"]["formats"] = []
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"scrape": params}))
+    stage = load_stage_module()
+    code = stage.main(
+        [
+            "--out",
+            str(tmp_path / "raw"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--params",
+            str(params_file),
+        ]
+    )
+    assert code == 2
+    assert "scrape.limits.formats is empty" in caplog.text
+    assert not (tmp_path / "raw").exists()
+
+
 def test_params_yaml_lists_every_default():
     from_file = to_dict(load_section(ScrapeParams, "scrape", REPO_ROOT / "params.yaml"))
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["scrape"]

@@ -75,7 +75,7 @@ def build_ensemble(params: DetectParams) -> Ensemble:
 
 def build_member(name: str, params: DetectParams) -> Detector:
     """Build one registered member; unknown names raise ConfigError listing valid ones."""
-    _import_member_module(name)
+    import_member_module(name)
     if name not in DETECTORS:
         raise ConfigError(
             f"detect.detectors names unknown detector {name!r}; valid names: {DETECTORS.names()}"
@@ -135,7 +135,7 @@ def _unpad_boxes(
     return inside
 
 
-def _import_member_module(name: str) -> None:
+def import_member_module(name: str) -> None:
     """Import pipeline.detect.<name> (or its known module) so it registers itself."""
     if name in DETECTORS:
         return

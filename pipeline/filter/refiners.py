@@ -48,4 +48,18 @@ def make_mask_refiner(params: Any) -> BoxRefiner:
     )
 
     member_params = MaskRCNNMemberParams(checkpoint_path=params.mask_checkpoint_path)
-    return make_mask_box_refiner(MaskRCNNDetector.from_params(member_params))
+    try:
+        detector = MaskRCNNDetector.from_params(member_params)
+    except (FileNotFoundError, ValueError) as error:
+        # The loader's message names detect.maskrcnn.checkpoint_path, so name this key instead.
+        raise ConfigError(
+            f"filter.mask_checkpoint_path = {params.mask_checkpoint_path!r} cannot be used: "
+            f"{_first_clause(error)}. Point it at the checkpoint the finetune_detector stage "
+            "writes, e.g. data/detector/maskrcnn.pt"
+        ) from error
+    return make_mask_box_refiner(detector)
+
+
+def _first_clause(error: Exception) -> str:
+    """Return the error message up to its first ';', where the loader's advice starts."""
+    return str(error).split(";")[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import param
+from pipeline.config import ConfigError, param
 from pipeline.images import DEFAULT_MAX_PIXELS
 
 # Boards ask for a User-Agent that names the client; add a contact address to yours.
@@ -73,6 +73,14 @@ class ImageLimits:
         ["image/jpeg", "image/png", "image/webp"],
         help="accepted media types of a download's Content-Type header",
     )
+
+    def __post_init__(self) -> None:
+        # An empty list would reject every file, so the run would end with no images.
+        if not self.formats:
+            raise ConfigError(
+                "scrape.limits.formats is empty, so every file would be rejected; list at "
+                "least one of JPEG, PNG, WEBP, GIF, BMP"
+            )
 
 
 @dataclass
