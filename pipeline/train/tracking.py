@@ -1,13 +1,15 @@
 """DVCLive logging of the training run, on the main process only.
 
 Metrics are logged with the optimiser step as DVCLive's step, so two runs line up in
-``dvc plots diff``. On resume, history rows written after the checkpoint's step are
-dropped first, because the run repeats those steps.
+``dvc plots diff``. The tracker also keeps every logged row in memory, and the checkpoint
+stores them. A resumed run rewrites the DVCLive history from the checkpoint's rows, because
+``dvc exp run`` restores the DVCLive folder of the last locked run before the stage starts,
+while the checkpoint folder is not rolled back. The history on disk may therefore lack rows
+or come from another run.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from pathlib import Path
@@ -18,30 +20,55 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# One logged row: {"step": int, "metrics": {name: float}}.
+MetricRow = dict[str, Any]
+
 
 class RunTracker:
     """Write metrics, sample grids and the run summary through DVCLive.
 
-    Every method is a no-op when ``enabled`` is false (processes other than rank 0).
+    ``history`` contains the rows of the checkpoint that the run resumes, or is None for a
+    run from step 0. Either way DVCLive first deletes its old metrics and plots, and the
+    resumed rows are written again. Every method is a no-op when ``enabled`` is false (processes other
+    than rank 0), and such a tracker keeps no rows.
     """
 
     def __init__(
-        self, live_dir: str | Path, enabled: bool, resume_step: int | None, params: dict[str, Any]
+        self,
+        live_dir: str | Path,
+        enabled: bool,
+        params: dict[str, Any],
+        history: list[MetricRow] | None = None,
     ) -> None:
         self.live = None
+        self.history: list[MetricRow] = []
         if not enabled:
             return
-        if resume_step is not None:
-            truncate_history(Path(live_dir), resume_step)
-        self.live = open_live(Path(live_dir), resume=resume_step is not None)
+        self.live = open_live(Path(live_dir))
         self.live.log_params(params)
+        if history:
+            self._replay(history)
+
+    def _replay(self, history: list[MetricRow]) -> None:
+        for row in history:
+            self._write_row(row["step"], row["metrics"])
+        self.live.make_summary()
+        logger.info(
+            "rewrote %d DVCLive history rows up to step %d from the checkpoint",
+            len(history),
+            history[-1]["step"],
+        )
+
+    def _write_row(self, step: int, metrics: dict[str, float]) -> None:
+        self.live.step = step
+        for name, value in metrics.items():
+            self.live.log_metric(name, value)
+        self.history.append({"step": step, "metrics": dict(metrics)})
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         if self.live is None:
             return
-        self.live.step = step
-        for name, value in metrics.items():
-            self.live.log_metric(name, float(value))
+        self._write_row(step, {name: float(value) for name, value in metrics.items()})
         self.live.make_summary()
 
     def log_image(self, step: int, name: str, image: np.ndarray) -> None:
@@ -63,8 +90,9 @@ class RunTracker:
             self.live = None
 
 
-def open_live(live_dir: Path, resume: bool) -> Any:
-    """Create a DVCLive logger that saves no experiment and leaves dvc.yaml alone.
+def open_live(live_dir: Path) -> Any:
+    """Create a DVCLive logger that clears old metrics and plots, saves no experiment and
+    leaves dvc.yaml alone.
 
     dvc.yaml declares the train stage's DVCLive outputs itself.
     """
@@ -72,7 +100,7 @@ def open_live(live_dir: Path, resume: bool) -> Any:
     import dvclive.live
 
     def make_live() -> Any:
-        return dvclive.live.Live(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
+        return dvclive.live.Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
 
     if os.environ.get("DVC_ROOT") or _find_dvc_root(Path.cwd()) is not None:
         return make_live()
@@ -89,19 +117,3 @@ def _find_dvc_root(start: Path) -> Path | None:
         if (folder / ".dvc").is_dir():
             return folder
     return None
-
-
-def truncate_history(live_dir: Path, last_step: int) -> None:
-    """Drop rows with step > ``last_step`` from every DVCLive metrics file under ``live_dir``."""
-    for path in sorted((live_dir / "plots" / "metrics").rglob("*.tsv")):
-        with path.open(encoding="utf-8", newline="") as stream:
-            reader = csv.DictReader(stream, delimiter="\t")
-            fieldnames = reader.fieldnames or []
-            rows = [row for row in reader if int(row["step"]) <= last_step]
-        temp_path = path.with_suffix(".tsv.tmp")
-        with temp_path.open("w", encoding="utf-8", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames, delimiter="\t", lineterminator=os.linesep)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temp_path, path)
-        logger.debug("kept %d rows of %s up to step %d", len(rows), path, last_step)
