@@ -20,7 +20,7 @@ from pipeline.files import setup_logging  # noqa: E402
 from pipeline.train.checkpoint import CheckpointError  # noqa: E402
 from pipeline.train.data import FacesError  # noqa: E402
 from pipeline.train.loop import NonFiniteLossError, TrainingInterrupted, train  # noqa: E402
-from pipeline.train.params import TrainParams
+from pipeline.train.params import TrainParams  # noqa: E402
 
 logger = logging.getLogger("stages.train")
 

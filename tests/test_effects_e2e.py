@@ -21,15 +21,15 @@ FAKE_STAGE = textwrap.dedent(
     import json, os, random, yaml
     with open("params.yaml") as stream:
         train = yaml.safe_load(stream)["train"]
-    noise = random.Random(f"{train['seed']}-{train['lr']}-{train['loss']}").gauss(0.0, 0.3)
-    fid = 10 + 3 * (train["lr"] == 0.0001) + 0.5 * (train["loss"] == "hinge") + noise
+    noise = random.Random(f"{train['seed']}-{train['lr_discriminator']}-{train['loss']}").gauss(0.0, 0.3)
+    fid = 10 + 3 * (train["lr_discriminator"] == 0.0001) + 0.5 * (train["loss"] == "hinge") + noise
     os.makedirs("metrics", exist_ok=True)
     with open("metrics/evaluate.json", "w") as stream:
         json.dump({"fid": fid}, stream)
     """
 )
 
-PARAMS = "train:\n  lr: 0.0002\n  loss: bce\n  seed: 0\nevaluate:\n  seed: 0\n"
+PARAMS = "train:\n  lr_discriminator: 0.0002\n  loss: bce\n  seed: 0\nevaluate:\n  seed: 0\n"
 
 QUEUE_TIMEOUT_S = 300
 
@@ -87,7 +87,7 @@ def direct_metrics(exp_show):
                 continue
             train = rev["data"]["params"]["params.yaml"]["data"]["train"]
             fid = rev["data"]["metrics"]["metrics/evaluate.json"]["data"]["fid"]
-            values[(train["lr"], train["loss"], train["seed"])] = fid
+            values[(train["lr_discriminator"], train["loss"], train["seed"])] = fid
     return values
 
 
@@ -98,7 +98,7 @@ def test_design_queue_effects_end_to_end(dvc_repo, capsys):
 
     # Design and queue: 4 cells x 2 seeds.
     code = design_cli.main([
-        "--factor", "train.lr=0.0002,0.0001",
+        "--factor", "train.lr_discriminator=0.0002,0.0001",
         "--factor", "train.loss=bce,hinge",
         "--replicates", "2",
         "--budget", "8",
@@ -151,9 +151,9 @@ def test_design_queue_effects_end_to_end(dvc_repo, capsys):
     estimates = {
         (e["kind"], e["term"]): e for e in report["estimates"] if e["kind"] != "level_mean"
     }
-    lr = estimates[("main", "train.lr")]
+    lr = estimates[("main", "train.lr_discriminator")]
     loss = estimates[("main", "train.loss")]
-    both = estimates[("interaction", "train.lr x train.loss")]
+    both = estimates[("interaction", "train.lr_discriminator x train.loss")]
     assert report["run_count"] == 8
     assert report["skipped"] == {}
     assert report["pooled_sd"] == pytest.approx(pooled_sd)
@@ -165,4 +165,4 @@ def test_design_queue_effects_end_to_end(dvc_repo, capsys):
     # The stage adds +3 for the lower learning rate; noise of SD 0.3 cannot hide it.
     assert lr["ci_low"] > 0
     assert lr["verdict"] == "worse"
-    assert "train.lr" in output
+    assert "train.lr_discriminator" in output
