@@ -13,7 +13,8 @@ from pipeline.config import ConfigError, load_section  # noqa: E402
 from pipeline.detect.cascade import resolve_cascade_file  # noqa: E402
 from pipeline.detect.params import DetectParams  # noqa: E402
 from pipeline.evaluate.grids import save_png  # noqa: E402
-from pipeline.evaluate.inception import file_sha256, resolve_device  # noqa: E402
+from pipeline.devices import resolve_device  # noqa: E402
+from pipeline.files import file_sha256  # noqa: E402
 from pipeline.evaluate.params import EvaluateParams, ReferenceStatsParams  # noqa: E402
 from pipeline.evaluate.reference import EvaluateInputError  # noqa: E402
 from pipeline.evaluate.run import run_evaluate  # noqa: E402

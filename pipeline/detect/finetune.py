@@ -32,12 +32,8 @@ from torchvision.transforms import v2
 from pipeline.config import ConfigError, to_dict
 from pipeline.detect.evaluation import ScoredImage, coco_ap50
 from pipeline.detect.finetune_params import AugmentParams, FinetuneParams
-from pipeline.detect.maskrcnn import (
-    CHECKPOINT_FORMAT,
-    build_model,
-    load_matching_weights,
-    resolve_device,
-)
+from pipeline.detect.maskrcnn import CHECKPOINT_FORMAT, build_model, load_matching_weights
+from pipeline.devices import resolve_device
 from pipeline.files import atomic_write_bytes, write_json
 from pipeline.images import ImageError, load_rgb
 from pipeline.labels.masks import make_mask
@@ -269,7 +265,7 @@ def finetune_detector(
     """
     torch.manual_seed(params.seed)
     skips = SkipCounter(logger)
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "finetune_detector.device")
     augmentation = build_augmentation(params.augment)
     initial = resolve_initial_weights(params)
 

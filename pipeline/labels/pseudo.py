@@ -8,7 +8,6 @@ them finds stay unlabelled, so pseudo-labelled images are marked incomplete.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -21,6 +20,7 @@ from pipeline.detect.params import DetectParams
 from pipeline.images import ImageError, load_rgb
 from pipeline.labels.model import SPLIT_TRAIN, LabelBox, LabelledImage, box_iou
 from pipeline.skips import SkipCounter
+from pipeline.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,6 @@ def agreed_boxes(boxes_by_member: Mapping[str, list[Box]], min_iou: float) -> li
 def build_members(names: Iterable[str], detect_params: DetectParams) -> dict[str, Detector]:
     """Create each named detector through DETECTORS from its ``detect.<name>`` section."""
     return {name: build_member(name, detect_params) for name in names}
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pseudo_label_folder(
