@@ -52,7 +52,10 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"parameters file {str(path)!r} not found; pass --params PATH")
     with path.open(encoding="utf-8") as stream:
-        data = yaml.safe_load(stream) or {}
+        try:
+            data = yaml.safe_load(stream) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{str(path)!r} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{str(path)!r} must contain a mapping of stage sections")
     return data

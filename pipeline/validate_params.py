@@ -38,6 +38,8 @@ def validate_params_data(params: dict[str, Any], source: str = "params.yaml") ->
         errors.append(
             f"unknown section {section!r} in {source}; known sections: {sorted(SECTION_SCHEMAS)}"
         )
+    for section in sorted(set(SECTION_SCHEMAS) - set(params)):
+        errors.append(f"section {section!r} missing from {source}; the {section} stage reads it")
     parsed, section_errors = parse_sections(params)
     errors.extend(section_errors)
     errors.extend(check_across_sections(parsed))

@@ -1,8 +1,8 @@
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
-from pipeline.config import ConfigError, param, parse_section
+from pipeline.config import ConfigError, load_params, param, parse_section
 from pipeline.registry import Registry
 
 
@@ -69,3 +69,10 @@ def test_registry_unknown_name_lists_valid():
     registry.register("folder")(object)
     with pytest.raises(KeyError, match=r"unknown source 'web'; valid names: \['folder'\]"):
         registry.get("web")
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [1,2\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml' is not valid YAML"):
+        load_params(path)

@@ -72,3 +72,11 @@ def test_every_section_error_reported(tmp_path, capsys):
     assert "train.batch_size = -3" in lines[1]
     assert "evaluate.num_samples must be an integer" in lines[2]
     assert "filter.image_size = 48" in lines[3]
+
+
+def test_empty_file_lists_missing_sections(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    errors = validate_params(str(path))
+    assert any("section 'train' missing" in message for message in errors)
+    assert any("section 'scrape' missing" in message for message in errors)
