@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from pipeline.registry import Registry
-from pipeline.scrape.http import PoliteSession
+from pipeline.scrape.http import FetchError, PoliteSession
 from pipeline.scrape.params import ScrapeParams
 
 # Board post ids become part of file names only when they match this pattern.
@@ -91,3 +91,22 @@ def positive_int(value: object) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return 0
+
+
+def fetch_listing_pages(
+    http: PoliteSession,
+    listing_request: Callable[[int], tuple[str, dict[str, Any]]],
+    max_pages: int,
+) -> Iterator[tuple[int, str, str]]:
+    """Yield (page, HTML, final URL) for listing pages 1..max_pages of an HTML board.
+
+    ``listing_request(page)`` returns the page's URL and query. A failed fetch raises
+    SourceError with the fetch's reason, so the runner counts and logs it.
+    """
+    for page in range(1, max_pages + 1):
+        url, query = listing_request(page)
+        try:
+            text, final_url = http.get_text(url, params=query)
+        except FetchError as error:
+            raise SourceError(error.reason, f"listing page {page}: {error}") from error
+        yield page, text, final_url

@@ -13,9 +13,15 @@ from typing import Any, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from pipeline.scrape.html import Element, SelectorError, parse_html, parse_selector
-from pipeline.scrape.http import FetchError, PoliteSession, check_http_url, host_of
+from pipeline.scrape.http import PoliteSession, check_http_url, host_of
 from pipeline.scrape.params import ScrapeParams, ShuushuuParams
-from pipeline.scrape.sources.base import SOURCES, Post, SourceContext, SourceError, join_tags
+from pipeline.scrape.sources.base import (
+    SOURCES,
+    Post,
+    SourceContext,
+    fetch_listing_pages,
+    join_tags,
+)
 
 BLOCK_ID = re.compile(r"^i([0-9]{1,20})$")
 FILE_NAME_ID = re.compile(r"-([0-9]{1,20})\.[A-Za-z0-9]+$")
@@ -42,12 +48,8 @@ class ShuushuuSource:
 
     def posts(self) -> Iterator[Post]:
         yielded: set[str] = set()
-        for page in range(1, self.settings.max_pages + 1):
-            url, query = self.listing_request(page)
-            try:
-                text, final_url = self.http.get_text(url, params=query)
-            except FetchError as error:
-                raise SourceError(error.reason, f"listing page {page}: {error}") from error
+        pages = fetch_listing_pages(self.http, self.listing_request, self.settings.max_pages)
+        for _, text, final_url in pages:
             posts = self.parse_listing(text, final_url)
             if not posts:
                 return

@@ -21,8 +21,8 @@ from pipeline.scrape.sources.base import (
     SOURCES,
     Post,
     SourceContext,
-    SourceError,
     clean_md5,
+    fetch_listing_pages,
     join_tags,
     positive_int,
 )
@@ -57,12 +57,8 @@ class ZerochanSource:
 
     def posts(self) -> Iterator[Post]:
         yielded: set[str] = set()
-        for page in range(1, self.settings.max_pages + 1):
-            url, query = self.listing_request(page)
-            try:
-                text, final_url = self.http.get_text(url, params=query)
-            except FetchError as error:
-                raise SourceError(error.reason, f"listing page {page}: {error}") from error
+        pages = fetch_listing_pages(self.http, self.listing_request, self.settings.max_pages)
+        for _, text, final_url in pages:
             post_ids, has_next = self.parse_listing(text, final_url)
             if not post_ids:
                 return
