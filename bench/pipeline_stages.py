@@ -2,11 +2,11 @@
 
     python bench/pipeline_stages.py [--max-images 103] [--epochs 2] [--width 8]
 
-Copies the project into a temporary git+DVC repository, runs the smoke profile of the
-end-to-end tests on up to --max-images pictures of ../shared/data/raw, reproduces the
-stages one at a time with `dvc repro -s`, and prints the wall time of each, the faces
-found per detector, the crops kept and dropped per reason, training images/s and
-FID/KID next to the real-vs-real floor and the untrained ceiling.
+Copies the project into a temporary git+DVC repository with the end-to-end tests' smoke
+profile, limited to --max-images pictures of the shared raw folder. It reproduces the
+stages one at a time with `dvc repro -s` and prints the wall time of each. Then it prints
+the faces found per detector, the crops kept and dropped per reason, training images/s,
+and FID/KID next to the real-vs-real floor and the untrained ceiling.
 """
 
 from __future__ import annotations

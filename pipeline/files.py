@@ -14,7 +14,7 @@ from typing import Any
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
 
-    A reader or a killed process never sees a half-written ``path``.
+    A reader or a killed process never finds a half-written ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def serve(data: bytes, content_type: str) -> Route:
 def fail_first(
     times: int, status: int, then: Route, headers: dict[str, str] | None = None
 ) -> Route:
-    """Answer ``status`` to the first ``times`` requests, then delegate to ``then``."""
+    """Respond with ``status`` to the first ``times`` requests, then delegate to ``then``."""
     calls = {"count": 0}
     lock = threading.Lock()
 
@@ -284,7 +284,7 @@ def truncated(data: bytes, content_type: str) -> Route:
 
 
 def slow(seconds: float, then: Route, stopping: threading.Event) -> Route:
-    """Wait ``seconds`` (or until the server stops) before answering."""
+    """Wait ``seconds`` (or until the server stops) before responding."""
 
     def route(request: Request) -> Reply | None:
         stopping.wait(seconds)

@@ -43,7 +43,7 @@ def read_boxes_csv(
     """
     path = Path(path)
     skips = skips or SkipCounter(logger)
-    wanted_kinds = None if kinds is None else set(kinds)
+    selected_kinds = None if kinds is None else set(kinds)
     labels = {label.lower() for label in face_labels}
     incomplete = set(incomplete_kinds)
 
@@ -59,7 +59,7 @@ def read_boxes_csv(
     other_labels: Counter[str] = Counter()
     for row_number, row in enumerate(rows, start=2):
         kind = row["kind"]
-        if wanted_kinds is not None and kind not in wanted_kinds:
+        if selected_kinds is not None and kind not in selected_kinds:
             continue
         row_id = f"{path.name}:{row_number}"
         try:

@@ -31,7 +31,7 @@ def parse_opencv_line(line: str, source: str = "<text>") -> tuple[str, list[Labe
         raise LabelFormatError(f"{source}: expected 'path n x y w h ...', got {line!r}") from error
     if len(numbers) != 4 * count:
         raise LabelFormatError(
-            f"{source}: line says {count} boxes but has {len(numbers)} numbers "
+            f"{source}: line declares {count} boxes but has {len(numbers)} numbers "
             f"(expected {4 * count}): {line!r}"
         )
     boxes = []

@@ -2,8 +2,8 @@
 
 Listing pages (``/?p=N`` or ``/<Tag>?p=N``) link each post as ``/<id>`` inside
 ``ul#thumbs2``. The per-post JSON gives the full-size URL (``full``), ``width``,
-``height``, ``size``, the file's md5 (``hash``) and ``tags``. Zerochan asks API clients
-to put their Zerochan username in the User-Agent; set ZEROCHAN_USERNAME to do so.
+``height``, ``size``, the file's md5 (``hash``) and ``tags``. Zerochan requests that API
+clients put their Zerochan username in the User-Agent, so set ZEROCHAN_USERNAME to do so.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class ZerochanSource:
             http.session.headers["User-Agent"] = f"{http.settings.user_agent} - {username}"
         else:
             log.warning(
-                "Zerochan asks API clients to name their Zerochan username in the User-Agent; "
-                "set %s to add it",
+                "Zerochan requests that API clients name their Zerochan username in the "
+                "User-Agent; set %s to add it",
                 USERNAME_ENV,
             )
 
